@@ -1,0 +1,1 @@
+"""Test support shared by test areas (scripted provider)."""
