@@ -364,8 +364,10 @@ class Conversation:
         self._enqueue(_TurnEnded(event.turn_id))
 
     def _on_interrupt(self, event: SessionEvent) -> None:
-        # What was heard is read now: the bridge starts the next reply's count soon after.
-        heard = self._bridge.played_ms() if self._bridge is not None else 0.0
+        # heard_ms is per turn: hooks run a moment after the event, when the bridge may
+        # already be playing the next reply.
+        bridge = self._bridge
+        heard = (bridge.heard_ms(event.turn_id) or 0.0) if bridge is not None else 0.0
         self._enqueue(_Interrupted(event.turn_id, heard))
 
     # -- transcripts ---------------------------------------------------------------------
@@ -375,7 +377,7 @@ class Conversation:
         bridge, metered = self._bridge, self._metered
         if bridge is None or metered is None:
             return 0.0, 0.0
-        played = bridge.played_ms() if bridge.current_turn_id == turn_id else 0.0
+        played = bridge.heard_ms(turn_id) or 0.0
         return played, metered.received_ms(turn_id)
 
     async def _publish_transcripts(self) -> None:
