@@ -8,15 +8,13 @@ reply's words in proportion to playout.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Self
 
-from agent.s2s import AudioFormat, EventType, Session, SessionEvent, ToolResult
+from agent.s2s import AudioFormat, EventType, Session, SessionBase, SessionEvent, ToolResult
 
 _TURNS_KEPT = 8
 
 
-class MeteredSession:
+class MeteredSession(SessionBase):
     """Delegates everything to `inner`; counts AUDIO_OUTPUT per turn id as it is read."""
 
     def __init__(self, inner: Session) -> None:
@@ -66,14 +64,3 @@ class MeteredSession:
 
     async def close(self) -> None:
         await self._inner.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

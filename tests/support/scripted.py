@@ -38,8 +38,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +49,7 @@ from agent.s2s import (
     EventType,
     HistoryMessage,
     S2SError,
+    SessionBase,
     SessionClosedError,
     SessionEvent,
     ToolCall,
@@ -70,7 +70,7 @@ def tone(ms: float, sample_rate: int = 24000, hz: float = 440.0, amplitude: int 
     return (np.sin(2 * math.pi * hz * t) * amplitude).astype(np.int16).tobytes()
 
 
-class ScriptedSession:
+class ScriptedSession(SessionBase):
     """A Session whose events are pushed by the test; see the module docstring."""
 
     def __init__(
@@ -168,17 +168,6 @@ class ScriptedSession:
         except asyncio.QueueFull:  # the consumer lags: make room for the end marker
             self._queue.get_nowait()
             self._queue.put_nowait(_END)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- scripting ------------------------------------------------------------------------------
 
