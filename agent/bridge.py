@@ -52,6 +52,7 @@ TranscriptCallback = Callable[[SessionEvent], Awaitable[None] | None]
 
 _SHED_LOG_INTERVAL_S = 5.0
 _REMEMBERED_IDS = 256  # interrupted turns and finished tool calls kept to ignore late repeats
+_MARK_SLACK = 64  # room in the reply queue for turn marks beyond the audio limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +112,12 @@ class Bridge:
         self._in_q: asyncio.Queue[bytes] = asyncio.Queue(
             max(1, max_input_backlog_ms // in_fmt.frame_ms)
         )
-        self._out_q: asyncio.Queue[_OutItem] = asyncio.Queue(
-            max(1, int(max_reply_buffer_s * 1000 / out_fmt.frame_ms))
-        )
+        # Frames beyond the limit are dropped, never waited for: a reader blocked on a full
+        # queue could not see a barge-in. The slack above the limit keeps turn marks.
+        self._out_limit = max(1, int(max_reply_buffer_s * 1000 / out_fmt.frame_ms))
+        self._out_q: asyncio.Queue[_OutItem] = asyncio.Queue(self._out_limit + _MARK_SLACK)
+        self._overflow_turns: dict[str, None] = {}
+        self._reply_dropped = 0
         self._cb_q: asyncio.Queue[tuple[Hook, SessionEvent] | None] = asyncio.Queue(256)
 
         self._state: AgentState = "initializing"
@@ -170,6 +174,11 @@ class Bridge:
         """Input frames dropped so far because the session could not keep up."""
         return self._shed_total
 
+    @property
+    def dropped_reply_frames(self) -> int:
+        """Reply frames dropped because they were more than max_reply_buffer_s ahead."""
+        return self._reply_dropped
+
     def played_ms(self) -> float:
         """How much of the current (or last) reply has actually been played."""
         if not self._play_active:
@@ -209,8 +218,8 @@ class Bridge:
             self._tg = None
             self._telemetry.end_session()
             self._finished.set()
-        if not self._closing:
-            await self._close_session()
+            if not self._closing:
+                await self._close_session()
 
     async def set_source(self, source: AsyncIterable[rtc.AudioFrame] | None) -> None:
         """Swap the input (participant rejoined or left); the old pump is cancelled and
@@ -413,11 +422,26 @@ class Bridge:
     async def _queue_out(self, items: list[bytes] | list[_Mark]) -> None:
         queue = self._out_q
         for item in items:
+            if isinstance(item, bytes) and queue.qsize() >= self._out_limit:
+                self._drop_reply_frame()
+                continue
             try:
                 queue.put_nowait(item)
-            except asyncio.QueueFull:
-                log.warning("reply audio buffer is full; waiting for playout")
+            except asyncio.QueueFull:  # only if marks outgrow their slack
                 await queue.put(item)
+
+    def _drop_reply_frame(self) -> None:
+        self._reply_dropped += 1
+        turn = self._rx_turn or ""
+        if turn not in self._overflow_turns:
+            _remember(self._overflow_turns, turn, None)
+            log.warning(
+                "reply audio is more than %d frames ahead of playout; dropping the excess of"
+                " turn %s (%d frames dropped in total)",
+                self._out_limit,
+                turn or "?",
+                self._reply_dropped,
+            )
 
     async def _on_turn_end(self, event: SessionEvent) -> None:
         turn = event.turn_id
@@ -593,6 +617,10 @@ class Bridge:
         except asyncio.CancelledError:
             self._telemetry.end_tool(span, call, started, "cancelled")
             raise
+        except Exception as exc:  # a registry bug must not end the conversation
+            log.exception("tool %s (call %s) crashed", call.name, call.id)
+            message = f"tool {call.name!r} failed: {type(exc).__name__}: {exc}"
+            result = ToolResult(call.id, json.dumps({"error": message}), is_error=True)
         # From here on a cancellation comes too late: the result is sent exactly once.
         self._tool_tasks.pop(call.id, None)
         _remember(self._finished_calls, call.id, None)

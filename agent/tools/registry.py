@@ -137,9 +137,9 @@ class ToolRegistry:
             return _error(
                 call, f"invalid arguments for {call.name!r} at {where}: {problem.message}"
             )
-        kwargs = _bind(tool.schema, args)
         started = time.perf_counter()
         try:
+            kwargs = _bind(tool.schema, args)
             async with asyncio.timeout(timeout_s):
                 if inspect.iscoroutinefunction(tool.fn):
                     value = await tool.fn(**kwargs)
@@ -154,7 +154,11 @@ class ToolRegistry:
             log.warning("tool %s (call %s) failed", call.name, call.id, exc_info=True)
             return _error(call, f"tool {call.name!r} failed: {type(exc).__name__}: {exc}")
         log.debug("tool %s ran in %.1f ms", call.name, (time.perf_counter() - started) * 1000)
-        return ToolResult(call.id, _to_text(value))
+        try:
+            return ToolResult(call.id, _to_text(value))
+        except (TypeError, ValueError) as exc:  # e.g. non-string dict keys, cycles
+            log.warning("tool %s returned a value that is not JSON: %s", call.name, exc)
+            return _error(call, f"tool {call.name!r} returned a value that can't be sent: {exc}")
 
 
 def _bind(schema: FunctionSchema, args: dict[str, Any]) -> dict[str, Any]:

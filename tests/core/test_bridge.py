@@ -162,6 +162,26 @@ async def test_interrupt_is_not_stuck_behind_a_full_sink() -> None:
         assert bridge.heard_ms("t0") is None
 
 
+async def test_interrupt_is_not_stuck_behind_a_full_reply_buffer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A reply far ahead of playout overflows the bridge's reply buffer: the excess is dropped
+    # (counted, logged once) instead of blocking the reader, so INTERRUPTED is still seen.
+    sink = MemorySink(OUT_RATE, clock="manual", queue_ms=200)
+    session, _, bridge = make(sink, max_reply_buffer_s=1.0)
+    async with running(bridge):
+        await session.reply(3000, "t1", end=False)  # 3 s at once; 1 s buffer + 200 ms sink
+        await until(lambda: bridge.dropped_reply_frames > 0)
+        await session.interrupted("t1")
+        await until(lambda: sink.clear_count == 1, within=0.5)
+        assert session.interrupts == [0]
+    # All but the 1 s buffer (less a slot for the turn mark) and what the sink took.
+    dropped = bridge.dropped_reply_frames
+    assert (3000 - 1000 - 200) // FRAME_MS - 1 <= dropped <= (3000 - 1000) // FRAME_MS + 1
+    overflow_logs = [r for r in caplog.records if "ahead of playout" in r.getMessage()]
+    assert len(overflow_logs) == 1
+
+
 async def test_interrupt_after_turn_end_clears_within_one_frame() -> None:
     # Real-time sink: the whole reply (and its TURN_END) arrived long before it was heard.
     sink = MemorySink(OUT_RATE, queue_ms=200)
@@ -247,6 +267,11 @@ def registry_with_tools(log: list[str]) -> ToolRegistry:
         await asyncio.sleep(5)
         return "too late"
 
+    @reg.tool
+    async def calendar() -> dict[object, str]:
+        """A result JSON can't encode: a tuple as a key."""
+        return {(2025, 1, 1): "new year"}
+
     return reg
 
 
@@ -277,14 +302,16 @@ async def test_failing_tools_give_error_results_and_the_session_goes_on() -> Non
         await session.tool_call("slow", {}, call_id="timeout")
         await session.tool_call("lookup", "{not json", call_id="badjson")
         await session.tool_call("lookup", {"town": "x"}, call_id="invalid")
-        await session.wait_for(lambda s: len(s.tool_results) == 5)
+        await session.tool_call("calendar", {}, call_id="unencodable")
+        await session.wait_for(lambda s: len(s.tool_results) == 6)
         await session.tool_call("lookup", {"city": "Rome"}, call_id="ok")
         await session.reply(100, "t2")
-        await session.wait_for(lambda s: len(s.tool_results) == 6)
+        await session.wait_for(lambda s: len(s.tool_results) == 7)
         await until(lambda: len(sink.played) == 100 * OUT_RATE * 2 // 1000)
     results = {r.call_id: r for r in session.tool_results}
     errors = {k: json.loads(r.content)["error"] for k, r in results.items() if r.is_error}
-    assert set(errors) == {"fail", "unknown", "timeout", "badjson", "invalid"}
+    assert set(errors) == {"fail", "unknown", "timeout", "badjson", "invalid", "unencodable"}
+    assert "can't be sent" in errors["unencodable"]
     assert "database down" in errors["fail"]
     assert "unknown tool 'nope'" in errors["unknown"]
     assert "timed out" in errors["timeout"]
