@@ -166,19 +166,30 @@ async def settled(emu: Any, within_s: float = 5.0) -> None:
 
 def closed_cleanly(record: StreamRecord) -> bool:
     """The stream was ended the documented way: audio contentEnd (if audio was open),
-    promptEnd, sessionEnd, then the signed empty frame, with a valid signature chain.
-
-    (`StreamRecord.ended_cleanly` also requires the emulator to have seen END_STREAM; when
-    the client closes its connection right after the stream completed, the emulator can
-    see the connection drop first and miss it — an emulator race, see the report.)
-    """
+    promptEnd, sessionEnd, then the signed empty frame, with a valid signature chain, and
+    the emulator's own verdict agrees (`ended_cleanly`: END_STREAM seen, no block left
+    open, nothing after sessionEnd, no reset). Call it after `settled(emu)`."""
     names = audio_event_names(record)
     return (
-        record.client_end_frame
+        record.finished
+        and record.ended_cleanly
+        and record.client_end_frame
         and record.signature_failures == 0
         and names[-2:] == ["promptEnd", "sessionEnd"]
         and not record.notes
     )
+
+
+def assert_closed_cleanly(*records: StreamRecord) -> None:
+    """`closed_cleanly` for each record, saying why not when it fails."""
+    for record in records:
+        assert closed_cleanly(record), (
+            record.id,
+            record.finished,
+            record.unclean_reasons,
+            record.notes,
+            audio_event_names(record)[-4:],
+        )
 
 
 def audio_event_names(record: StreamRecord) -> list[str]:

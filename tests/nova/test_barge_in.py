@@ -13,7 +13,7 @@ from agent.s2s import EventType, HistoryMessage
 from plugins.nova import NovaSession
 from tests.emulators.bedrock import Scenario, Turn
 
-from .conftest import Events, Mic, nova_config, settled, tone
+from .conftest import Events, Mic, assert_closed_cleanly, nova_config, settled, tone
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -80,6 +80,7 @@ async def test_barge_in_truncates_history_and_renewal_carries_it(bedrock_emulato
     assert all("interrupted" not in (e.text or "") for e in events.of(EventType.TEXT_OUTPUT))
     streams = emu.accepted_streams
     assert session.renewals == 1 and len(streams) == 2
+    assert_closed_cleanly(*streams)
     assert streams[0].turns[0].interrupted
     assert _history_blocks(streams[1])[1:] == [
         ("USER", "Count for me."),
@@ -102,6 +103,8 @@ async def test_interrupt_with_nothing_heard_drops_the_reply(bedrock_emulator: An
     await session.close()
     await settled(emu)
     assert session.history() == [HistoryMessage("user", "Count for me.")]
+    [record] = emu.accepted_streams
+    assert_closed_cleanly(record)
 
 
 async def test_bridge_clears_sink_within_a_frame(bedrock_emulator: Any) -> None:
@@ -168,6 +171,8 @@ async def test_bridge_clears_sink_within_a_frame(bedrock_emulator: Any) -> None:
     await settled(emu)
 
     assert len(clear_delay) == 1 and clear_delay[0] < 0.032  # within one 32 ms frame
+    [record] = emu.accepted_streams
+    assert_closed_cleanly(record)
     assert sink.clear_count >= 1 and sink.cleared_bytes > 0
     history = session.history()
     assert history[0] == HistoryMessage("user", "Count for me.")

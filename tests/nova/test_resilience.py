@@ -13,7 +13,15 @@ from agent.s2s import EventType, ProviderError, ToolResult
 from plugins.nova import NovaSession
 from tests.emulators.bedrock import Faults, Scenario, StreamRecord, ToolCallSpec, Turn
 
-from .conftest import Events, Mic, closed_cleanly, frame_tags, nova_config, settled
+from .conftest import (
+    Events,
+    Mic,
+    assert_closed_cleanly,
+    closed_cleanly,
+    frame_tags,
+    nova_config,
+    settled,
+)
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -143,6 +151,7 @@ async def test_deadline_cuts_an_endless_reply(bedrock_emulator: Any) -> None:
     kinds = [e.type for _, e in events.items]
     assert EventType.AUDIO_OUTPUT not in kinds[kinds.index(EventType.TURN_END) :]
     _covered(emu.accepted_streams, mic.sent)
+    assert_closed_cleanly(*emu.accepted_streams)  # the cut stream too
     assert not events.of(EventType.ERROR)
 
 
@@ -177,6 +186,7 @@ async def test_dead_standby_is_replaced(bedrock_emulator: Any) -> None:
     assert streams[1].audio_frames == 0  # the dead standby never took audio
     assert session.renewals == 1
     _covered([streams[0], streams[2]], mic.sent)
+    assert_closed_cleanly(streams[0], streams[2])  # not the standby whose input was cut
     assert not events.of(EventType.ERROR)
 
 
@@ -285,6 +295,7 @@ async def test_connection_limit_reconnects(bedrock_emulator: Any) -> None:
     streams = emu.accepted_streams
     assert len(streams) == 2
     assert streams[0].exception_types == ["modelTimeoutException"]
+    assert_closed_cleanly(streams[1])
     _covered(streams, mic.sent)
 
 
@@ -302,6 +313,7 @@ async def test_idle_timeout_reconnects(bedrock_emulator: Any) -> None:
     await session.close()
     await settled(emu)
     assert len(emu.accepted_streams) >= 2
+    assert_closed_cleanly(emu.accepted_streams[-1])
 
 
 async def test_stall_mid_reply_is_survived(bedrock_emulator: Any) -> None:
@@ -317,6 +329,7 @@ async def test_stall_mid_reply_is_survived(bedrock_emulator: Any) -> None:
     audio = b"".join(e.audio or b"" for e in events.of(EventType.AUDIO_OUTPUT))
     assert len(audio) == 600 * 48
     assert not events.of(EventType.ERROR) and len(emu.accepted_streams) == 1
+    assert_closed_cleanly(*emu.accepted_streams)
 
 
 async def test_slow_reads_keep_send_audio_fast(bedrock_emulator: Any) -> None:
@@ -340,6 +353,7 @@ async def test_slow_reads_keep_send_audio_fast(bedrock_emulator: Any) -> None:
     await settled(emu)
     assert slowest < 0.005  # send_audio only queues; it never waits on the network
     assert not events.of(EventType.ERROR)
+    assert_closed_cleanly(*emu.accepted_streams)
 
 
 async def test_throttled_start_retries(bedrock_emulator: Any) -> None:
@@ -429,6 +443,7 @@ async def test_tool_call_in_flight_is_cancelled_across_reconnect(bedrock_emulato
     results = [e for s in emu.streams for e in s.events if "toolResult" in e["event"]]
     assert results == []
     assert len(emu.accepted_streams) == 2
+    assert_closed_cleanly(emu.accepted_streams[1])
 
 
 async def test_ready_standby_takes_over_after_a_failure(bedrock_emulator: Any) -> None:
@@ -461,4 +476,5 @@ async def test_ready_standby_takes_over_after_a_failure(bedrock_emulator: Any) -
     assert streams[1].started_at < first_audio + 0.5
     assert [t.transcript for t in streams[1].turns] == ["Thanks."]
     assert all(s.audio_frames == 0 for s in streams[2:])  # only a new standby after that
+    assert_closed_cleanly(*streams[1:])
     _covered(streams[:2], mic.sent)

@@ -35,6 +35,7 @@ from tests.emulators.bedrock import (
 from .conftest import (
     Events,
     Mic,
+    assert_closed_cleanly,
     audio_event_names,
     closed_cleanly,
     frame_tags,
@@ -426,4 +427,5 @@ async def test_tool_call_round_trip_through_bridge(bedrock_emulator: Any) -> Non
     assert len(results) == 1
     assert json.loads(results[0]["content"]) == {"city": "Paris", "temp_c": 21}
     assert record.turns[0].end == "END_TURN"
+    assert_closed_cleanly(record)
     assert sink.captured_bytes == record.turns[0].audio_bytes_sent  # all reply audio played

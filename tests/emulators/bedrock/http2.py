@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 STREAM_WINDOW = 256 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
 READ_SIZE = 64 * 1024
+# When the connection goes, handlers get this long to finish with what already arrived
+# (sends fail at once) before they are cancelled.
+HANDLER_GRACE_S = 1.0
 
 
 class StreamClosedError(Exception):
@@ -87,12 +90,17 @@ class H2Stream:
         self._window_open.set()
 
     async def receive(self) -> bytes | None:
-        """The next body chunk; None once the client has ended its side."""
+        """The next body chunk; None once the client has ended its side.
+
+        What arrived is delivered first, and END_STREAM wins over a later reset or lost
+        connection: a client that ended its side and then dropped the connection did
+        everything right, and its request body is complete.
+        """
         while not self._chunks:
-            if self.closed is not None:
-                raise self.closed
             if self.remote_ended:
                 return None
+            if self.closed is not None:
+                raise self.closed
             self._data_ready.clear()
             await self._data_ready.wait()
         chunk = self._chunks.popleft()
@@ -318,10 +326,17 @@ class H2ServerConnection:
         for stream in list(self._streams.values()):
             stream._on_closed(lost)
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        try:
+            # Not cancelled at once: a client may send its whole close sequence and
+            # END_STREAM and drop the connection in the same breath; the handler still
+            # has to read and record that (a handler that had not even started yet too).
+            if tasks:
+                await asyncio.wait(tasks, timeout=HANDLER_GRACE_S)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
         with contextlib.suppress(Exception):
             self._h2.close_connection()
             self._flush()

@@ -38,6 +38,8 @@ class StreamRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
     # Every event the emulator sent (exceptions appear in `exceptions_sent`).
     sent_events: list[dict[str, Any]] = field(default_factory=list)
+    # audioInput events the model took (one per event, whatever its length) and their PCM;
+    # events after the service ended its side are only in `events`.
     audio_frames: int = 0
     audio_bytes: int = 0
     audio_in: bytearray = field(default_factory=bytearray, repr=False)
@@ -53,7 +55,7 @@ class StreamRecord:
     client_end_stream: bool = False  # HTTP/2 END_STREAM from the client
     server_end_stream: bool = False
     reset_by_server: bool = False
-    reset_by_client: bool = False
+    reset_by_client: bool = False  # before its END_STREAM (a reset after it is harmless)
     ended_cleanly: bool = False
     # Why ended_cleanly is False (empty when it is True), e.g. "no sessionEnd".
     unclean_reasons: list[str] = field(default_factory=list)

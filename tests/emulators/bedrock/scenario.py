@@ -13,6 +13,7 @@ NOVA_SONIC_V1 = "amazon.nova-sonic-v1:0"
 NOVA_2_SONIC = "amazon.nova-2-sonic-v1:0"
 NOVA_2_SONIC_US = "us.amazon.nova-2-sonic-v1:0"
 
+# Exactly the per-model voice lists of the protocol notes (Nova 2 has no "greta").
 V1_VOICES: frozenset[str] = frozenset(
     {
         "tiffany",
@@ -46,7 +47,6 @@ NOVA_2_VOICES: frozenset[str] = frozenset(
         "leo",
         "arjun",
         "kiara",
-        "greta",
     }
 )
 

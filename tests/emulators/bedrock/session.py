@@ -208,6 +208,7 @@ class NovaSession:
         self._output_open = True
         self._closed_at: float | None = None
         self._input_broken = False  # framing or signature failure: ignore the rest
+        self._writer_gone = False  # the response stream closed under the writer
         self._session_id = str(uuid.uuid4())
         self._completion_id = str(uuid.uuid4())
         self._out_rate = 24000
@@ -274,7 +275,7 @@ class NovaSession:
                 self._out.put_nowait(_End())
             except asyncio.QueueFull:
                 self._stream.reset(h2.errors.ErrorCodes.NO_ERROR)
-        if self._stream.closed is None:
+        if self._stream.closed is None and not self._writer_gone:
             done, _ = await asyncio.wait([writer], timeout=WRITER_FLUSH_TIMEOUT_S)
             if not done:
                 self.record.notes.append("client stopped reading; RST_STREAM CANCEL")
@@ -311,7 +312,13 @@ class NovaSession:
                         return
                 self._state.notify()
         except StreamClosedError:
-            return
+            # Nothing can be sent any more, but the input loop may still be recording the
+            # client's close and queueing replies: keep the queue moving so it never blocks
+            # (this task is cancelled by _finish_writer).
+            self._writer_gone = True
+            self._state.notify()
+            while True:
+                await self._out.get()
         finally:
             self._state.notify()
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from aws_sdk_bedrock_runtime.models import ResourceNotFoundException, ValidationException
 
-from tests.emulators.bedrock import NOVA_2_SONIC, NOVA_SONIC_V1, Faults, Scenario
+from tests.emulators.bedrock import NOVA_2_SONIC, NOVA_2_SONIC_US, NOVA_SONIC_V1, Faults, Scenario
 from tests.emulators.bedrock.fixtures import BedrockEmulatorFactory
+from tests.emulators.bedrock.rules import InputProtocol, ProtocolViolation
 
 from .nova_client import (
     BidiStream,
@@ -28,6 +29,39 @@ from .nova_client import (
 )
 
 pytestmark = pytest.mark.timeout(30)
+
+# The per-model voice lists of the protocol notes (shared/protocols/nova_sonic.md).
+NOTES_V1_VOICES = [
+    "tiffany",
+    "amy",
+    "matthew",
+    "ambre",
+    "florian",
+    "beatrice",
+    "lorenzo",
+    "greta",
+    "lennart",
+    "lupe",
+    "carlos",
+]
+NOTES_NOVA_2_VOICES = [
+    "matthew",
+    "tiffany",
+    "amy",
+    "olivia",
+    "lupe",
+    "carlos",
+    "ambre",
+    "florian",
+    "tina",
+    "lennart",
+    "beatrice",
+    "lorenzo",
+    "carolina",
+    "leo",
+    "arjun",
+    "kiara",
+]
 
 NO_TIMERS = Faults(idle_timeout_s=None, connection_limit_s=None)
 HISTORY_FIRST = "Chat history should be sent completely before streaming audio."
@@ -131,6 +165,12 @@ VIOLATIONS: list[tuple[str, str, list[dict[str, Any]], str]] = [
         "voiceId 'olivia' is not supported",
     ),
     (
+        "v1-only voice on Nova 2",
+        NOVA_2_SONIC,
+        [session_start(), prompt_start(voice="greta")],
+        "voiceId 'greta' is not supported",
+    ),
+    (
         "flat endpointingSensitivity",
         NOVA_2_SONIC,
         [session_start(endpointingSensitivity="HIGH")],
@@ -228,6 +268,29 @@ async def test_violation_answered_with_validation_exception(
     await emu.wait_for(lambda: rec.finished)
     assert rec.server_end_stream and not rec.ended_cleanly
     assert "no sessionEnd" in rec.unclean_reasons
+
+
+@pytest.mark.parametrize(
+    ("model_id", "voices"),
+    [
+        (NOVA_SONIC_V1, NOTES_V1_VOICES),
+        (NOVA_2_SONIC, NOTES_NOVA_2_VOICES),
+        (NOVA_2_SONIC_US, NOTES_NOVA_2_VOICES),
+    ],
+)
+def test_voices_per_model_follow_the_protocol_notes(model_id: str, voices: list[str]) -> None:
+    def accepted(voice: str) -> bool:
+        rules = InputProtocol(model_id, Scenario())
+        rules.handle(session_start())
+        try:
+            rules.handle(prompt_start(voice=voice))
+        except ProtocolViolation as exc:
+            assert f"voiceId {voice!r} is not supported" in exc.message
+            return False
+        return True
+
+    candidates = {*NOTES_V1_VOICES, *NOTES_NOVA_2_VOICES, "nobody", "Matthew"}
+    assert {v for v in candidates if accepted(v)} == set(voices)
 
 
 async def test_valid_history_then_audio_is_accepted(
