@@ -44,6 +44,8 @@ _FLOAT_KEYS: dict[str, tuple[float, float, float]] = {
     "reconnect_buffer_s": (5.0, 0.0, 60.0),
     "connect_timeout_s": (10.0, 0.1, 120.0),
     "close_timeout_s": (2.0, 0.0, 60.0),
+    # A reply is due and the stream has sent nothing for this long: treat it as dead.
+    "stall_timeout_s": (20.0, 0.1, 600.0),
 }
 _INT_KEYS: dict[str, tuple[int, int, int]] = {
     "max_tokens": (1024, 1, 10000),
@@ -106,6 +108,7 @@ class NovaSettings:
     reconnect_buffer_s: float
     connect_timeout_s: float
     close_timeout_s: float
+    stall_timeout_s: float
     event_queue_size: int
     send_backlog_frames: int
     max_coalesce_frames: int
@@ -289,6 +292,7 @@ def resolve_settings(config: Config) -> NovaSettings:
         reconnect_buffer_s=_float(extra, "reconnect_buffer_s"),
         connect_timeout_s=_float(extra, "connect_timeout_s"),
         close_timeout_s=_float(extra, "close_timeout_s"),
+        stall_timeout_s=_float(extra, "stall_timeout_s"),
         event_queue_size=_int(extra, "event_queue_size"),
         send_backlog_frames=_int(extra, "send_backlog_frames"),
         max_coalesce_frames=_int(extra, "max_coalesce_frames"),

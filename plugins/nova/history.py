@@ -116,10 +116,11 @@ class Conversation:
     def assistant_audio(self, turn_id: str, nbytes: int, at: float) -> None:
         self._turn(turn_id, at).audio_bytes += nbytes
 
-    def heard(self, turn_id: str | None, played_ms: float) -> bool:
-        """Record that only `played_ms` of the turn's audio was heard (latest turn if None)."""
+    def heard(self, turn_id: str | None, played_ms: float, *, estimate: bool = False) -> bool:
+        """Record that only `played_ms` of the turn's audio was heard (latest turn if None).
+        An `estimate` never replaces a measurement the app already gave."""
         entry = self._turns.get(turn_id) if turn_id else self._latest_assistant()
-        if entry is None:
+        if entry is None or (estimate and entry.heard_ms is not None):
             return False
         entry.heard_ms = max(0.0, played_ms)
         return True
@@ -129,6 +130,9 @@ class Conversation:
             if entry.role == "assistant":
                 return entry
         return None
+
+    def has_turn(self, turn_id: str) -> bool:
+        return turn_id in self._turns
 
     def text_of(self, turn_id: str) -> str:
         entry = self._turns.get(turn_id)

@@ -61,6 +61,9 @@ _MAX_PENDING_TEXT = 16
 # waits until the reply has (by estimate) finished playing, plus this much for the sink.
 PLAYOUT_MARGIN_S = 0.25
 OUTPUT_BYTES_PER_S = OUTPUT_SAMPLE_RATE * 2
+# After INTERRUPTED a renewal waits this long for interrupt(played_ms), so the new stream's
+# history holds what the app measured rather than our own estimate.
+INTERRUPT_WAIT_S = 1.0
 
 State = Literal["new", "open", "recovering", "closing", "closed"]
 
@@ -111,7 +114,8 @@ class NovaSession(SessionBase):
         self._rolling = AudioBuffer(settings.renewal_buffer_s)
         self._held = AudioBuffer(settings.reconnect_buffer_s)  # while no stream takes audio
         self._pending_text: list[str] = []
-        self._pending_tools: dict[str, Connection] = {}
+        self._pending_tools: dict[str, tuple[Connection, str]] = {}  # id → (stream, tool)
+        self._cancelled_tools: OrderedDict[str, str] = OrderedDict()  # id → tool name
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._speaking_turn: str | None = None
         self._speech_started_at = 0.0  # first audio of the reply being played
@@ -119,6 +123,10 @@ class NovaSession(SessionBase):
         self._playout_end = 0.0  # when the listener will have heard all of it (estimate)
         self._last_turn: str | None = None
         self._turn_started_at: float | None = None  # first event of the latest assistant turn
+        self._interrupted_turn: str | None = None  # the turn of the latest INTERRUPTED
+        self._hold_until = 0.0  # no renewal before then: waiting for interrupt(played_ms)
+        self._last_rx = 0.0  # the current stream's latest event
+        self._reply_due_at: float | None = None  # asked for a reply that has not started
         self._renew_wanted = False  # armed and an assistant turn started: prepare a standby
         self._handover_due = False  # armed and a turn ended: switch once the standby is ready
         self._wake = asyncio.Event()
@@ -190,10 +198,15 @@ class NovaSession(SessionBase):
             )
         if not text.strip():
             return
+        self._send_user_text(text)
+
+    def _send_user_text(self, text: str) -> None:
+        """Interactive USER text (Nova 2 only): now, or after the reconnect under way."""
         current = self._current
         if current is not None and current.audio_open and current.alive:
             current.send_many(current.builder.text_block("USER", text, interactive=True))
             self._conv.user(text, time.monotonic(), typed=True)
+            self._expect_reply()
         elif len(self._pending_text) < _MAX_PENDING_TEXT:
             self._pending_text.append(text)
         else:
@@ -207,24 +220,53 @@ class NovaSession(SessionBase):
             self._log.warning("tool result for %s already sent; duplicate dropped", call_id)
             return
         self._mark_answered(call_id)
-        conn = self._pending_tools.pop(call_id, None)
-        if conn is None:
-            self._log.warning("tool result for unknown or cancelled call %s dropped", call_id)
+        pending = self._pending_tools.pop(call_id, None)
+        if pending is None:
+            name = self._cancelled_tools.pop(call_id, None)
+            if name is None:
+                self._log.warning("tool result for unknown call %s dropped", call_id)
+            else:
+                self._late_tool_result(name, result)
             return
+        conn, name = pending
         if conn is not self._current or not conn.alive:
-            self._log.warning("tool result for %s dropped: its stream was replaced", call_id)
+            self._late_tool_result(name, result)  # its stream died before the result came
             return
         payload = tool_result_payload(result.content, is_error=result.is_error)
         conn.send_many(conn.builder.tool_result_block(call_id, payload))
         self._log.debug("tool result for %s sent (%d bytes)", call_id, len(payload))
+        self._expect_reply()
+
+    def _late_tool_result(self, name: str, result: ToolResult) -> None:
+        """The result of a call whose stream was replaced: the new stream never saw the call,
+        so a toolResult would be rejected and the model would wait forever. Nova 2 gets the
+        result as user text so it can still answer; v1 can't take text mid-session."""
+        call_id = result.call_id
+        if not self._s.spec.accepts_text_input:
+            self._log.warning(
+                "tool result for %s (%s) dropped: the call was cancelled when its stream was"
+                " replaced, and %s can't take it as text; the user has to ask again",
+                call_id,
+                name,
+                self._s.spec.base_id,
+            )
+            return
+        self._log.info("tool result for cancelled call %s (%s) sent as user text", call_id, name)
+        label = f"Error from {name}" if result.is_error else f"Result of {name}"
+        self._send_user_text(f"{label}: {result.content}")
 
     async def interrupt(self, played_ms: int | None = None) -> None:
-        """Nova detects barge-in itself; this records how much of the reply was heard."""
+        """Nova detects barge-in itself; this records how much of the interrupted reply was
+        heard (the turn of the latest INTERRUPTED, else the latest turn) and releases a
+        renewal held for that measurement."""
         self._playout_end = min(self._playout_end, time.monotonic())
-        if played_ms is None or self._last_turn is None:
-            return
-        if self._conv.heard(self._last_turn, float(played_ms)):
-            self._log.debug("turn %s: %d ms heard before the barge-in", self._last_turn, played_ms)
+        turn = self._interrupted_turn or self._last_turn
+        self._interrupted_turn = None  # one measurement per INTERRUPTED
+        if played_ms is not None and turn is not None and self._conv.heard(turn, float(played_ms)):
+            self._log.debug("turn %s: %d ms heard before the barge-in", turn, played_ms)
+        if self._hold_until:
+            self._hold_until = 0.0
+            self._wake.set()  # the supervisor hands over now if one is due
 
     async def close(self) -> None:
         if self._state == "closed":
@@ -288,7 +330,9 @@ class NovaSession(SessionBase):
             backlog_frames=self._s.send_backlog_frames,
             coalesce_frames=self._s.max_coalesce_frames,
         )
-        self._parsers[conn] = OutputParser(turn_ids=self._next_turn, user_turn_ids=self._next_user)
+        self._parsers[conn] = OutputParser(
+            turn_ids=lambda: self._next_turn(conn), user_turn_ids=self._next_user
+        )
         b = conn.builder
         preamble = [
             b.session_start(self._inference, endpointing=self._s.endpointing),
@@ -319,25 +363,54 @@ class NovaSession(SessionBase):
             for text in self._pending_text:
                 conn.send_many(b.text_block("USER", text, interactive=True))
                 self._conv.user(text, time.monotonic(), typed=True)
-        self._pending_text.clear()
         self._current = conn
+        self._last_rx = time.monotonic()
+        self._reply_due_at = None
+        if self._pending_text and self._s.spec.accepts_text_input:
+            self._expect_reply()
+        self._pending_text.clear()
         self._clock.reset(time.monotonic())
         self._renew_wanted = self._handover_due = False
+        self._hold_until = 0.0
         self._speaking_turn = None
 
     # ------------------------------------------------------------------ output
 
-    def _next_turn(self) -> str:
-        """Called by a parser when an assistant turn begins: ids are unique per session."""
+    def _next_turn(self, conn: Connection) -> str:
+        """Called by `conn`'s parser when an assistant turn begins: ids are unique per
+        session. Only the current stream's turns move the replay cutoff and the turn that
+        interrupt() falls back to; a replaced stream still closing must not."""
         turn = f"turn-{next(self._turn_numbers)}"
-        self._last_turn = turn
-        self._turn_started_at = time.monotonic()
+        if conn is self._current:
+            self._last_turn = turn
+            self._turn_started_at = time.monotonic()
+            self._reply_due_at = None  # the reply is under way: watched as a turn now
+            self._wake.set()
         return turn
+
+    def _expect_reply(self) -> None:
+        """Nova owes a reply now: the stall watchdog starts counting."""
+        self._reply_due_at = time.monotonic()
+        self._wake.set()
+
+    def _quiet_since(self) -> float | None:
+        """Since when the current stream has been silent while a reply is due from it (a
+        reply was asked for or one is in progress), or None if nothing is due. Waiting for
+        the app's tool result is not the model's silence."""
+        current = self._current
+        if current is None or any(c is current for c, _ in self._pending_tools.values()):
+            return None
+        if self._reply_due_at is not None:
+            return max(self._reply_due_at, self._last_rx)
+        parser = self._parsers.get(current)
+        return self._last_rx if parser is not None and parser.turn_open else None
 
     async def _on_payload(self, conn: Connection, data: bytes) -> None:
         parser = self._parsers.get(conn)
         if parser is None:
             return
+        if conn is self._current:
+            self._last_rx = time.monotonic()
         for out in parser.feed(data):
             if isinstance(out, SessionEvent):
                 await self._dispatch(conn, out)
@@ -369,16 +442,23 @@ class NovaSession(SessionBase):
             self._conv.assistant_text(turn, event.text, final=event.final, at=now)
         elif kind is EventType.TRANSCRIPT and event.final and event.text:
             self._conv.user(event.text, now)
+            self._expect_reply()
         elif kind is EventType.TOOL_CALL and event.tool_call is not None:
             call_id = event.tool_call.id
             if call_id in self._pending_tools or call_id in self._answered:
                 self._log.debug("duplicate toolUse %s ignored", call_id)
                 return
-            self._pending_tools[call_id] = conn
+            self._pending_tools[call_id] = (conn, event.tool_call.name)
         elif kind is EventType.INTERRUPTED:
-            # Playback stops now and the user is speaking: renew after the next reply.
+            # Playback stops now and the user is speaking: renew after the next reply. If
+            # the cut turn ends now, its renewal waits for interrupt(played_ms); meanwhile
+            # the history keeps only what our own playout estimate says was heard.
+            if turn is not None:
+                self._interrupted_turn = turn
+                self._conv.heard(turn, self._estimate_heard_ms(turn, now), estimate=True)
             self._playout_end = min(self._playout_end, now)
             self._handover_due = False
+            self._hold_until = now + INTERRUPT_WAIT_S
         elif kind is EventType.ERROR and event.error is not None:
             self._log.warning("stream %s: %s", conn.label, event.error.message)
             self._telemetry.error(event.error.code, True)
@@ -387,19 +467,30 @@ class NovaSession(SessionBase):
             await self._on_turn_end()
 
     async def _dispatch_other(self, conn: Connection, event: SessionEvent) -> None:
-        """Events from a standby (none expected) or a replaced stream (late text only)."""
-        if conn is self._standby or event.type in (
-            EventType.AUDIO_OUTPUT,
-            EventType.TOOL_CALL,
-            EventType.ERROR,
+        """Events from a standby (none expected) or a replaced stream. A replaced stream may
+        still send the late FINAL text of a turn it played; anything else from it (a new
+        turn, a late INTERRUPTED that would clear what now plays, the transcript of audio
+        the new stream is replaying, a tool call nobody may answer) is dropped."""
+        if (
+            conn is not self._standby
+            and event.type is EventType.TEXT_OUTPUT
+            and event.turn_id is not None
+            and event.text is not None
+            and self._conv.has_turn(event.turn_id)
         ):
-            self._log.debug("stream %s: dropping %s (not current)", conn.label, event.type)
-            return
-        if event.type is EventType.TEXT_OUTPUT and event.turn_id and event.text is not None:
             self._conv.assistant_text(
                 event.turn_id, event.text, final=event.final, at=time.monotonic()
             )
-        await self._events.put(event)
+            await self._events.put(event)
+            return
+        self._log.debug("stream %s: dropping %s (not current)", conn.label, event.type)
+
+    def _estimate_heard_ms(self, turn: str, now: float) -> float:
+        """How much of `turn` has played by now, if playback began as its audio arrived."""
+        if turn != self._speaking_turn:
+            return 0.0  # none of its audio arrived on this stream
+        played = (now - self._speech_started_at) * 1000
+        return max(0.0, min(played, self._speech_bytes * 1000 / OUTPUT_BYTES_PER_S))
 
     # ------------------------------------------------------------------ renewal
 
@@ -449,11 +540,13 @@ class NovaSession(SessionBase):
         if standby is None or not standby.alive or current is None or self._state != "open":
             return False
         parser = self._parsers.get(current)
+        now = time.monotonic()
         if not force and (
             not self._handover_due
             or self._pending_tools
             or (parser and parser.turn_open)
-            or (not deadline and time.monotonic() < self._playout_end)
+            or now < self._hold_until
+            or (not deadline and now < self._playout_end)
         ):
             return False
         self._handover(standby, current, reason)
@@ -466,13 +559,9 @@ class NovaSession(SessionBase):
         parser = self._parsers.get(old)
         if parser is not None:
             events.extend(parser.end_turn())
-        cancelled = [cid for cid, c in self._pending_tools.items() if c is old]
-        for cid in cancelled:
-            del self._pending_tools[cid]
+        cancelled = self._cancel_calls(old)
         if cancelled:
-            events.append(
-                SessionEvent(type=EventType.TOOL_CALL_CANCELLED, call_ids=tuple(cancelled))
-            )
+            events.append(SessionEvent(type=EventType.TOOL_CALL_CANCELLED, call_ids=cancelled))
         old.closing = True
         # Audio from before this reply began was answered by the old stream: replay only what
         # came after (a barge-in, or speech the old stream had no time to answer).
@@ -541,8 +630,13 @@ class NovaSession(SessionBase):
                 now = time.monotonic()
                 standby_at = self._standby.opened_at if self._standby else None
                 wait = self._clock.next_check(now, standby_at)
-                if self._handover_due and self._standby is not None and self._playout_end > now:
-                    wait = min(wait, self._playout_end - now)
+                if self._handover_due and self._standby is not None:
+                    for then in (self._playout_end, self._hold_until):
+                        if then > now:
+                            wait = min(wait, then - now)
+                quiet = self._quiet_since()
+                if quiet is not None:
+                    wait = min(wait, quiet + self._s.stall_timeout_s - now)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.01, wait)):
                         await self._wake.wait()
@@ -553,6 +647,13 @@ class NovaSession(SessionBase):
                 if current is not None and not current.alive and not current.closing:
                     await self._recover(current)
                     continue
+                quiet = self._quiet_since()
+                if current is not None and quiet is not None:
+                    silent_s = time.monotonic() - quiet
+                    if silent_s >= self._s.stall_timeout_s:
+                        message = f"Nova sent nothing for {silent_s:.1f} s while a reply was due"
+                        await self._recover(current, Failure("stalled", message, True))
+                        continue
                 await self._check_renewal()
         except asyncio.CancelledError:
             raise
@@ -593,8 +694,9 @@ class NovaSession(SessionBase):
         elif self._handover_due:
             self._try_handover("renewal")
 
-    async def _recover(self, dead: Connection) -> None:
-        failure = classify(dead.error)
+    async def _recover(self, dead: Connection, failure: Failure | None = None) -> None:
+        """Replace a dead (or stalled: `failure` says why) stream, with the history."""
+        failure = failure or classify(dead.error)
         self._state = "recovering"
         self._current = None
         dead.closing = True
@@ -604,9 +706,7 @@ class NovaSession(SessionBase):
         parser = self._parsers.get(dead)
         if parser is not None:
             await self._put_all(parser.end_turn())
-        cancelled = tuple(cid for cid, c in self._pending_tools.items() if c is dead)
-        for cid in cancelled:
-            del self._pending_tools[cid]
+        cancelled = self._cancel_calls(dead)
         if cancelled:
             await self._events.put(
                 SessionEvent(type=EventType.TOOL_CALL_CANCELLED, call_ids=cancelled)
@@ -693,6 +793,16 @@ class NovaSession(SessionBase):
             )
         self._dropped_frames += frames
         self._telemetry.dropped(frames)
+
+    def _cancel_calls(self, conn: Connection) -> tuple[str, ...]:
+        """Forget the calls `conn` was waiting on, remembering their tools for a late result."""
+        cancelled = tuple(cid for cid, (c, _) in self._pending_tools.items() if c is conn)
+        for cid in cancelled:
+            _, name = self._pending_tools.pop(cid)
+            self._cancelled_tools[cid] = name
+        while len(self._cancelled_tools) > _MAX_ANSWERED:
+            self._cancelled_tools.popitem(last=False)
+        return cancelled
 
     def _mark_answered(self, call_id: str) -> None:
         self._answered[call_id] = None

@@ -180,3 +180,108 @@ async def test_bridge_clears_sink_within_a_frame(bedrock_emulator: Any) -> None:
     heard = history[1].text
     assert history[1].role == "assistant" and heard and heard != LONG_REPLY
     assert LONG_REPLY.startswith(heard)
+
+
+# ----------------------------------------------------------- barge-in while Nova generates
+
+COUNT_THEN_STOP = (
+    Turn(user_text="Count for me.", reply_text=LONG_REPLY, reply_audio_ms=4000),
+    Turn(user_text="Stop.", reply_text="Okay.", reply_audio_ms=400),
+)
+
+
+async def _barge_in_mid_generation(
+    emu: Any, *, played_ms: int | None
+) -> tuple[NovaSession, list[int], list[float]]:
+    """Renewal armed; the user talks over a reply Nova is still sending. The consumer
+    answers INTERRUPTED with interrupt(played_ms) at once (as the bridge does), or never."""
+    session = await s2s.new("nova", nova_config(emu.url, renewal_after_s=0.3)).start()
+    assert isinstance(session, NovaSession)
+    renewals_at_interrupt: list[int] = []
+    interrupted_at: list[float] = []
+
+    async def consume() -> None:
+        async for event in session.events():
+            if event.type is EventType.INTERRUPTED:
+                interrupted_at.append(asyncio.get_running_loop().time())
+                renewals_at_interrupt.append(session.renewals)
+                if played_ms is not None:
+                    await session.interrupt(played_ms=played_ms)
+
+    consumer = asyncio.create_task(consume())
+    mic = Mic(session)
+    await mic.utterance()
+    await mic.silence(0.5)
+    await mic.play(tone(400))  # barge in while the reply's audio is still being sent
+    await mic.silence(1.6)
+    await session.close()
+    await consumer
+    await settled(emu)
+    return session, renewals_at_interrupt, interrupted_at
+
+
+async def test_barge_in_mid_generation_renews_with_the_apps_cut(bedrock_emulator: Any) -> None:
+    """INTERRUPTED and TURN_END come together; the renewal that follows must wait for
+    interrupt(played_ms) and carry only what was heard, not the whole generated reply."""
+    emu = await bedrock_emulator(scenario=Scenario(turns=COUNT_THEN_STOP, reply_pace=1.0))
+    session, renewals_at_interrupt, _ = await _barge_in_mid_generation(emu, played_ms=500)
+    assert renewals_at_interrupt == [0]
+    streams = emu.accepted_streams
+    # Renewal stays armed (0.3 s), so the reply to the barge-in may renew once more.
+    assert session.renewals >= 1 and len(streams) == session.renewals + 1
+    assert_closed_cleanly(*streams)
+    assert streams[0].turns[0].interrupted
+    heard = session.history()[1]
+    assert heard.role == "assistant" and heard.text and heard.text != LONG_REPLY
+    assert LONG_REPLY.startswith(heard.text)
+    # The new stream got the app's measurement (500 ms), not the whole reply.
+    assert _history_blocks(streams[1])[1:3] == [
+        ("USER", "Count for me."),
+        ("ASSISTANT", heard.text),
+    ]
+
+
+async def test_barge_in_without_interrupt_call_still_cuts_the_reply(
+    bedrock_emulator: Any,
+) -> None:
+    """The app never calls interrupt(): the renewal goes ahead after a short wait, with the
+    reply cut where the session's own playout estimate says playback stopped."""
+    # Audio arrives at twice real time, as Nova sends it: more arrives than is heard.
+    emu = await bedrock_emulator(scenario=Scenario(turns=COUNT_THEN_STOP, reply_pace=2.0))
+    session, _, interrupted_at = await _barge_in_mid_generation(emu, played_ms=None)
+    assert len(interrupted_at) == 1
+    streams = emu.accepted_streams
+    # Renewal stays armed (0.3 s), so the reply to the barge-in may renew once more.
+    assert session.renewals >= 1 and len(streams) == session.renewals + 1
+    assert_closed_cleanly(*streams)
+    assistant = [text for role, text in _history_blocks(streams[1]) if role == "ASSISTANT"]
+    assert assistant and assistant[0] and assistant[0] != LONG_REPLY
+    assert LONG_REPLY.startswith(assistant[0])
+
+
+async def test_interrupt_cuts_the_interrupted_turn_not_the_newest(bedrock_emulator: Any) -> None:
+    """interrupt(played_ms) arrives after Nova already started the next reply: it applies
+    to the turn INTERRUPTED named."""
+    emu = await bedrock_emulator(scenario=SCENARIO)
+    session = await s2s.new("nova", nova_config(emu.url)).start()
+    assert isinstance(session, NovaSession)
+    events = Events(session)
+    mic = Mic(session)
+    await mic.utterance()
+    await events.wait_for(EventType.TURN_END)
+    first_turn = events.of(EventType.TURN_END)[0].turn_id
+    await mic.silence(0.2)
+    await mic.play(tone(320))
+    await events.wait_for(EventType.INTERRUPTED)
+    await mic.silence(0.5)
+    await events.wait_for(EventType.TURN_END, 2)  # "Okay." is the newest turn now
+    assert events.of(EventType.TURN_END)[1].turn_id != first_turn
+    await session.interrupt(played_ms=250)  # a twelfth of the 3 s reply was heard
+    await session.close()
+    await settled(emu)
+    assert session.history() == [
+        HistoryMessage("user", "Count for me."),
+        HistoryMessage("assistant", "One"),
+        HistoryMessage("user", "Stop, that's enough."),
+        HistoryMessage("assistant", "Okay."),
+    ]
