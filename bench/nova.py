@@ -7,13 +7,22 @@ point) a renewal once the second reply has been heard, then a third utterance.
 
 Reported per configuration:
   cpu ms/session-s   CPU time of this process per second of conversation per session
+  main / other       of which the main (asyncio) thread, and the other threads (CRT's
+                     native event-loop thread, including the Python callbacks it runs)
+  wake/s             voluntary context switches (thread wake-ups) per session-second: on a
+                     virtual machine each costs tens to hundreds of µs of CPU, which is what
+                     dominates a lone session
   reply ms           emulator's first reply byte sent → our AUDIO_OUTPUT event (p50/p90)
   barge-in ms        first barge-in frame sent → sink cleared (p50/p90; includes the
                      emulator's 120 ms speech-detection window)
   handover ms        renewal handover time (p50/max) and renewals done
 and ratios against a baseline in the same run: the raw SDK client with one writer and one
 reader per stream, sending the same frames and decoding every event, with no session logic.
-Bounded to about a minute; prints a table and a JSON summary.
+Both are measured from the first audio frame (streams already open) to the end of close.
+"pace-1" is the harness alone (the frame clock with a no-op send): part of every row, not
+the provider's cost. An unreported warm-up session runs first, so one-off costs (lazy
+imports, first TLS handshake) don't land on whichever row runs first.
+Bounded to about a minute and a half; prints a table and a JSON summary.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ if str(ROOT) not in sys.path:
 FRAME_MS = 32
 FRAME_BYTES = 16000 * 2 * FRAME_MS // 1000
 DURATION_S = 7.0
+WARMUP_S = 1.5
 REPLY_MS = 1500
 
 
@@ -132,7 +142,7 @@ TONE = _tone(320)
 SILENCE = b"\x00" * FRAME_BYTES
 
 
-def _script(frame_ms: int) -> list[tuple[bytes, str]]:
+def _script(frame_ms: int, duration_s: float) -> list[tuple[bytes, str]]:
     """(chunk, mark) for the whole run; mark "barge" on the first barge-in frame."""
     size = 16000 * 2 * frame_ms // 1000
 
@@ -148,17 +158,20 @@ def _script(frame_ms: int) -> list[tuple[bytes, str]]:
     plan += [(barge[0], "barge")] + [(c, "") for c in barge[1:] + silence(0.7)]
     plan += [(c, "") for c in silence(1.6)]  # second reply plays; renewal after it
     plan += [(c, "") for c in chunks(TONE) + silence(0.7)]
-    total = int(DURATION_S * 1000 / frame_ms)
+    total = int(duration_s * 1000 / frame_ms)
     plan += [(c, "") for c in silence(max(0.0, (total - len(plan)) * frame_ms / 1000))]
     return plan[:total]
 
 
 async def _pace(
-    send: Callable[[bytes], Awaitable[None]], frame_ms: int, on_mark: Callable[[str], None]
+    send: Callable[[bytes], Awaitable[None]],
+    frame_ms: int,
+    on_mark: Callable[[str], None],
+    duration_s: float = DURATION_S,
 ) -> int:
     start = time.monotonic()
     sent = 0
-    for index, (chunk, mark) in enumerate(_script(frame_ms)):
+    for index, (chunk, mark) in enumerate(_script(frame_ms, duration_s)):
         delay = start + index * frame_ms / 1000 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -183,13 +196,46 @@ class Result:
     errors: int = 0
     dropped: int = 0
     frames_sent: int = 0
+    main_cpu_s: float = 0.0  # the main (asyncio) thread's share of cpu_s
+    wakeups: int = 0  # voluntary context switches, all threads
+
+    def per_session_s(self, value: float) -> float:
+        return value / (self.sessions * self.wall_s)
 
     @property
     def cpu_ms_per_session_s(self) -> float:
-        return 1000.0 * self.cpu_s / (self.sessions * self.wall_s)
+        return 1000.0 * self.per_session_s(self.cpu_s)
 
 
-async def run_ours(url: str, name: str, sessions: int, frame_ms: int = FRAME_MS) -> Result:
+class _Meter:
+    """Process CPU (all threads), the main thread's part, and wake-ups over a window.
+    Start and stop it on the main thread (RUSAGE_THREAD is the calling thread's)."""
+
+    def __init__(self) -> None:
+        self._wall = time.monotonic()
+        self._cpu = time.process_time()
+        self._main = _thread_cpu()
+        self._wakeups = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+    def stop(self, result: Result) -> None:
+        result.wall_s = time.monotonic() - self._wall
+        result.cpu_s = time.process_time() - self._cpu
+        result.main_cpu_s = _thread_cpu() - self._main
+        result.wakeups = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - self._wakeups
+
+
+def _thread_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_ours(
+    url: str,
+    name: str,
+    sessions: int,
+    frame_ms: int = FRAME_MS,
+    duration_s: float = DURATION_S,
+) -> Result:
     import agent.s2s as s2s
     import plugins.nova  # noqa: F401
     from agent.audio.sink import MemorySink
@@ -250,7 +296,10 @@ async def run_ours(url: str, name: str, sessions: int, frame_ms: int = FRAME_MS)
 
         reader = asyncio.create_task(consume())
         sent = await _pace(
-            session.send_audio, frame_ms, lambda _: barge_at.append(time.monotonic())
+            session.send_audio,
+            frame_ms,
+            lambda _: barge_at.append(time.monotonic()),
+            duration_s,
         )
         result.frames_sent += sent
         await session.close()
@@ -260,12 +309,28 @@ async def run_ours(url: str, name: str, sessions: int, frame_ms: int = FRAME_MS)
         if session.last_handover_ms is not None:
             result.handover_ms.append(session.last_handover_ms)
 
-    cpu0, wall0 = time.process_time(), time.monotonic()
+    meter = _Meter()
     try:
         await asyncio.gather(*(one(s, t) for s, t in zip(started, tags, strict=True)))
     finally:
         NovaSession._on_payload = original  # type: ignore[method-assign]
-    result.cpu_s, result.wall_s = time.process_time() - cpu0, time.monotonic() - wall0
+    meter.stop(result)
+    return result
+
+
+async def run_pace(name: str, sessions: int) -> Result:
+    """The harness alone: the same frame clock per session, sending nowhere."""
+
+    async def nowhere(chunk: bytes) -> None:
+        return None
+
+    result = Result(name, sessions)
+    meter = _Meter()
+    sent = await asyncio.gather(
+        *(_pace(nowhere, FRAME_MS, lambda _: None) for _ in range(sessions))
+    )
+    meter.stop(result)
+    result.frames_sent = sum(sent)
     return result
 
 
@@ -286,7 +351,7 @@ async def run_raw(url: str, name: str, sessions: int) -> Result:
     def ev(name_: str, body: dict[str, Any]) -> bytes:
         return json.dumps({"event": {name_: body}}).encode()
 
-    async def one(tag: str) -> None:
+    async def one(tag: str, opened: asyncio.Future[None], go: asyncio.Event) -> None:
         stream = await client.invoke_model_with_bidirectional_stream(
             InvokeModelWithBidirectionalStreamOperationInput(model_id="amazon.nova-sonic-v1:0")
         )
@@ -355,6 +420,7 @@ async def run_raw(url: str, name: str, sessions: int) -> Result:
                         value=BidirectionalInputPayloadPart(bytes_=payload)
                     )
                 )
+                queue.task_done()
             await stream.input_stream.close()
 
         arrivals: list[float] = []
@@ -380,23 +446,49 @@ async def run_raw(url: str, name: str, sessions: int) -> Result:
             )
 
         tasks = [asyncio.create_task(writer()), asyncio.create_task(reader())]
-        sent = await _pace(send, FRAME_MS, lambda _: None)
-        result.frames_sent += sent
-        closing: list[bytes | None] = [
-            ev("contentEnd", {"promptName": prompt, "contentName": audio}),
-            ev("promptEnd", {"promptName": prompt}),
-            ev("sessionEnd", {}),
-            None,
-        ]
-        for item in closing:
-            queue.put_nowait(item)
-        async with asyncio.timeout(5):
-            await asyncio.gather(*tasks)
+        try:
+            async with asyncio.timeout(10):
+                await queue.join()  # the preamble is out, as NovaSession's is after start()
+            opened.set_result(None)
+            await go.wait()
+            sent = await _pace(send, FRAME_MS, lambda _: None)
+            result.frames_sent += sent
+            closing: list[bytes | None] = [
+                ev("contentEnd", {"promptName": prompt, "contentName": audio}),
+                ev("promptEnd", {"promptName": prompt}),
+                ev("sessionEnd", {}),
+                None,
+            ]
+            for item in closing:
+                queue.put_nowait(item)
+            async with asyncio.timeout(5):
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    await asyncio.gather(*(one(t) for t in tags))
-    result.cpu_s, result.wall_s = time.process_time() - cpu0, time.monotonic() - wall0
-    await client.close()
+    loop = asyncio.get_running_loop()
+    opened = [loop.create_future() for _ in tags]
+    go = asyncio.Event()
+    runs = [asyncio.create_task(one(t, o, go)) for t, o in zip(tags, opened, strict=True)]
+    try:
+        ready = asyncio.gather(*opened)
+        waiters: list[asyncio.Future[Any]] = [ready, *runs]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # a stream failed to open: surface its error
+            ready.cancel()
+            await next(t for t in runs if t.done())
+            raise RuntimeError("a raw stream ended before its audio started")
+        meter = _Meter()
+        go.set()
+        await asyncio.gather(*runs)
+        meter.stop(result)
+    finally:
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        await client.close()
     return result
 
 
@@ -445,7 +537,10 @@ async def bench() -> dict[str, Any]:
     emulator = Emulator()
     results: list[Result] = []
     try:
+        print("warming up …", file=sys.stderr, flush=True)
+        await run_ours(emulator.url, "warm-up", 1, duration_s=WARMUP_S)
         plan: list[tuple[str, Callable[[], Awaitable[Result]]]] = [
+            ("pace-1", lambda: run_pace("pace-1", 1)),
             ("raw-1", lambda: run_raw(emulator.url, "raw-1", 1)),
             ("nova-1", lambda: run_ours(emulator.url, "nova-1", 1)),
             ("raw-10", lambda: run_raw(emulator.url, "raw-10", 10)),
@@ -463,10 +558,11 @@ async def bench() -> dict[str, Any]:
     by_name = {r.name: r for r in results}
     summary: dict[str, Any] = {}
     print(
-        f"\n{'config':<14}{'cpu ms/sess-s':>14}{'vs raw':>7}{'reply ms':>12}{'renewed':>12}"
-        f"{'barge ms':>13}{'flush ms':>11}{'handover ms':>13}{'renew':>6}{'err':>4}{'drop':>5}"
+        f"\n{'config':<14}{'cpu ms/sess-s':>14}{'main/other':>12}{'wake/s':>7}{'vs raw':>7}"
+        f"{'reply ms':>12}{'renewed':>12}{'barge ms':>13}{'flush ms':>11}{'handover ms':>13}"
+        f"{'renew':>6}{'err':>4}{'drop':>5}"
     )
-    print(f"{'':<35}{'p50/p90 (emulator first byte → event)':<40}")
+    print(f"{'':<54}{'p50/p90 (emulator first byte → event)':<40}")
     for r in results:
         lat = _reply_latencies(r, records)
         renewed = _reply_latencies(r, records, renewed=True)
@@ -475,9 +571,14 @@ async def bench() -> dict[str, Any]:
             r.cpu_ms_per_session_s / base.cpu_ms_per_session_s if base and base is not r else 1.0
         )
         mine = [x for x in records if x["tag"] in r.first_audio]
+        main_ms = 1000.0 * r.per_session_s(r.main_cpu_s)
+        other_ms = r.cpu_ms_per_session_s - main_ms
         summary[r.name] = {
             "sessions": r.sessions,
             "cpu_ms_per_session_s": round(r.cpu_ms_per_session_s, 2),
+            "main_thread_ms_per_session_s": round(main_ms, 2),
+            "other_threads_ms_per_session_s": round(other_ms, 2),
+            "wakeups_per_session_s": round(r.per_session_s(r.wakeups)),
             "cpu_vs_raw": round(ratio, 2),
             "reply_ms_p50": _pct(lat, 0.5),
             "reply_ms_p90": _pct(lat, 0.9),
@@ -500,8 +601,10 @@ async def bench() -> dict[str, Any]:
         }
         s = summary[r.name]
         handover = f"{s['handover_ms_p50']}/{s['handover_ms_max']}" if r.handover_ms else "-"
+        split = f"{main_ms:.1f}/{other_ms:.1f}"
         print(
-            f"{r.name:<14}{s['cpu_ms_per_session_s']:>14.2f}{ratio:>7.2f}{_pair(lat):>12}"
+            f"{r.name:<14}{s['cpu_ms_per_session_s']:>14.2f}{split:>12}"
+            f"{s['wakeups_per_session_s']:>7}{ratio:>7.2f}{_pair(lat):>12}"
             f"{_pair(renewed):>12}{_pair(r.barge, 1000):>13}{_pair(r.flush, 1000):>11}"
             f"{handover:>13}{r.renewals:>6}{r.errors:>4}{r.dropped:>5}"
         )
@@ -522,7 +625,7 @@ def main() -> None:
         _serve(args)
         return
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(asyncio.wait_for(bench(), timeout=120))
+        asyncio.run(asyncio.wait_for(bench(), timeout=150))
 
 
 if __name__ == "__main__":

@@ -354,3 +354,19 @@ def test_renewal_clock() -> None:
 def test_classify(exc: BaseException | None, code: str, retry: bool) -> None:
     failure = classify(exc)
     assert (failure.code, failure.retryable) == (code, retry)
+
+
+def test_sdk_per_event_loggers_are_quieted_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK logs every event (audio included) at DEBUG; a DEBUG root logger in `dev` must
+    # not pay for that, but a level the app chose is left alone.
+    from plugins.nova.transport import PER_EVENT_SDK_LOGGERS, quiet_sdk_loggers
+
+    monkeypatch.setattr(logging.getLogger(), "level", logging.DEBUG)
+    for name in PER_EVENT_SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
+        quiet_sdk_loggers()
+        assert logger.getEffectiveLevel() == logging.INFO
+        logger.setLevel(logging.DEBUG)
+        quiet_sdk_loggers()
+        assert logger.level == logging.DEBUG
