@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 import agent.s2s as s2s
+from agent.audio.sink import MemorySink
+from agent.bridge import Bridge
 from agent.s2s import EventType, HistoryMessage
 from plugins.nova import NovaSession
 from tests.emulators.bedrock import Scenario, Turn
@@ -110,14 +112,12 @@ async def test_interrupt_with_nothing_heard_drops_the_reply(bedrock_emulator: An
 async def test_bridge_clears_sink_within_a_frame(bedrock_emulator: Any) -> None:
     """Through agent.bridge: the sink is cleared as soon as INTERRUPTED arrives, and the
     bridge's played_ms reaches the session's history."""
-    bridge_mod = pytest.importorskip("agent.bridge")
-    sink_mod = pytest.importorskip("agent.audio.sink")
     from livekit import rtc
 
     emu = await bedrock_emulator(scenario=SCENARIO)
     session = await s2s.new("nova", nova_config(emu.url)).start()
     assert isinstance(session, NovaSession)
-    sink = sink_mod.MemorySink(24000, clock="realtime", queue_ms=200.0)
+    sink = MemorySink(24000, clock="realtime", queue_ms=200.0)
     clear_delay: list[float] = []
 
     class Watched:
@@ -149,7 +149,7 @@ async def test_bridge_clears_sink_within_a_frame(bedrock_emulator: Any) -> None:
         while (pcm := await frames.get()) is not None:
             yield rtc.AudioFrame(pcm, 16000, 1, len(pcm) // 2)
 
-    bridge = bridge_mod.Bridge(Watched(), sink, source=source())  # type: ignore[arg-type]
+    bridge = Bridge(Watched(), sink, source=source())  # type: ignore[arg-type]
     runner = asyncio.create_task(bridge.run())
 
     class BridgeMic(Mic):

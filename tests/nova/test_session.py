@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 import agent.s2s as s2s
+from agent.audio.sink import MemorySink
+from agent.bridge import Bridge
 from agent.s2s import (
     ConfigError,
     EventType,
@@ -21,6 +23,7 @@ from agent.s2s import (
     ToolDefinition,
     ToolResult,
 )
+from agent.tools import ToolRegistry
 from plugins.nova import NovaS2S, NovaSession
 from tests.emulators.bedrock import (
     NOVA_2_SONIC,
@@ -383,14 +386,11 @@ async def test_secrets_never_logged(
 
 async def test_tool_call_round_trip_through_bridge(bedrock_emulator: Any) -> None:
     """agent.tools runs the tool and agent.bridge sends its result back once."""
-    bridge_mod = pytest.importorskip("agent.bridge")
-    tools_mod = pytest.importorskip("agent.tools")
-    sink_mod = pytest.importorskip("agent.audio.sink")
 
-    registry = tools_mod.ToolRegistry()
+    registry = ToolRegistry()
     calls: list[str] = []
 
-    @registry.tool  # type: ignore[untyped-decorator]
+    @registry.tool
     def get_weather(city: str) -> dict[str, Any]:
         """Current weather for a city.
 
@@ -411,8 +411,8 @@ async def test_tool_call_round_trip_through_bridge(bedrock_emulator: Any) -> Non
         )
     )
     session = await _start(nova_config(emu.url), tools=registry.definitions())
-    sink = sink_mod.MemorySink(24000, clock="instant")
-    bridge = bridge_mod.Bridge(session, sink, tools=registry)
+    sink = MemorySink(24000, clock="instant")
+    bridge = Bridge(session, sink, tools=registry)
     runner = asyncio.create_task(bridge.run())
     mic = Mic(session)
     await mic.play(wav_pcm("weather_paris.wav"))
