@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v uv >/dev/null 2>&1; then
+# `command -v` is not enough: a pyenv shim exists for a uv installed under another version.
+if ! uv --version >/dev/null 2>&1; then
   echo "uv not found: installing it with pip (python3 -m pip install --user uv)" >&2
   python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
   export PATH="$HOME/.local/bin:$PATH"
