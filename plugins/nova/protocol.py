@@ -136,31 +136,14 @@ class InputBuilder:
         """contentStart / textInput / contentEnd for SYSTEM, USER or ASSISTANT text."""
         name = self._new_id()
         return [
-            encode(
-                {
-                    "event": {
-                        "contentStart": {
-                            "promptName": self.prompt_name,
-                            "contentName": name,
-                            "type": "TEXT",
-                            "interactive": interactive,
-                            "role": role,
-                            "textInputConfiguration": dict(_TEXT_PLAIN),
-                        }
-                    }
-                }
+            self._content_start(
+                name,
+                type="TEXT",
+                interactive=interactive,
+                role=role,
+                textInputConfiguration=dict(_TEXT_PLAIN),
             ),
-            encode(
-                {
-                    "event": {
-                        "textInput": {
-                            "promptName": self.prompt_name,
-                            "contentName": name,
-                            "content": text,
-                        }
-                    }
-                }
-            ),
+            self._content("textInput", name, text),
             self._content_end(name),
         ]
 
@@ -175,26 +158,19 @@ class InputBuilder:
             + json.dumps(name).encode()
             + b',"content":"'
         )
-        return encode(
-            {
-                "event": {
-                    "contentStart": {
-                        "promptName": self.prompt_name,
-                        "contentName": name,
-                        "type": "AUDIO",
-                        "interactive": True,
-                        "role": "USER",
-                        "audioInputConfiguration": {
-                            "mediaType": "audio/lpcm",
-                            "sampleRateHertz": sample_rate,
-                            "sampleSizeBits": 16,
-                            "channelCount": 1,
-                            "audioType": "SPEECH",
-                            "encoding": "base64",
-                        },
-                    }
-                }
-            }
+        return self._content_start(
+            name,
+            type="AUDIO",
+            interactive=True,
+            role="USER",
+            audioInputConfiguration={
+                "mediaType": "audio/lpcm",
+                "sampleRateHertz": sample_rate,
+                "sampleSizeBits": 16,
+                "channelCount": 1,
+                "audioType": "SPEECH",
+                "encoding": "base64",
+            },
         )
 
     def audio_input(self, pcm: bytes) -> bytes:
@@ -217,35 +193,18 @@ class InputBuilder:
         """contentStart (TOOL) / toolResult / contentEnd answering `tool_use_id`."""
         name = self._new_id()
         return [
-            encode(
-                {
-                    "event": {
-                        "contentStart": {
-                            "promptName": self.prompt_name,
-                            "contentName": name,
-                            "interactive": False,
-                            "type": "TOOL",
-                            "role": "TOOL",
-                            "toolResultInputConfiguration": {
-                                "toolUseId": tool_use_id,
-                                "type": "TEXT",
-                                "textInputConfiguration": dict(_TEXT_PLAIN),
-                            },
-                        }
-                    }
-                }
+            self._content_start(
+                name,
+                interactive=False,
+                type="TOOL",
+                role="TOOL",
+                toolResultInputConfiguration={
+                    "toolUseId": tool_use_id,
+                    "type": "TEXT",
+                    "textInputConfiguration": dict(_TEXT_PLAIN),
+                },
             ),
-            encode(
-                {
-                    "event": {
-                        "toolResult": {
-                            "promptName": self.prompt_name,
-                            "contentName": name,
-                            "content": content,
-                        }
-                    }
-                }
-            ),
+            self._content("toolResult", name, content),
             self._content_end(name),
         ]
 
@@ -255,6 +214,15 @@ class InputBuilder:
     @staticmethod
     def session_end() -> bytes:
         return encode({"event": {"sessionEnd": {}}})
+
+    def _content_start(self, name: str, **fields: Any) -> bytes:
+        body = {"promptName": self.prompt_name, "contentName": name, **fields}
+        return encode({"event": {"contentStart": body}})
+
+    def _content(self, kind: str, name: str, content: str) -> bytes:
+        """textInput / toolResult: the block's one payload event."""
+        body = {"promptName": self.prompt_name, "contentName": name, "content": content}
+        return encode({"event": {kind: body}})
 
     def _content_end(self, name: str) -> bytes:
         return encode(
