@@ -15,6 +15,13 @@ def pytest_configure() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def pytest_collection_finish() -> None:
+    # Everything imported so far lives for the whole run: keep it out of the per-test
+    # collections below (233 core+worker tests: +5 s with the freeze, +44 s without).
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage_after_each_test() -> Iterator[None]:
     # livekit rtc objects free their native handles in __del__. Left to the collector, that
